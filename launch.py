@@ -23,10 +23,20 @@ _COMPILATION_CACHE = flags.DEFINE_string(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _QuietLibraries(logging.Filter):
+    """Drop INFO records of orbax and TFDS, which log several lines per checkpoint or file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        noisy = any(part in record.pathname for part in ("/orbax/", "/tensorflow_datasets/"))
+        return record.levelno >= logging.WARNING or not noisy
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.getLogger().setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
+        handler.addFilter(_QuietLibraries())
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
     config = _CONFIG.value

@@ -70,7 +70,9 @@ class TensorBoardWriter:
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         for name, value in scalars.items():
             if np.ndim(value) == 0:
-                self._writer.add_scalar(name, float(np.asarray(value)), global_step=int(step))
+                # TensorBoard tag names allow [A-Za-z0-9_./-]: "map@100" becomes "map_at_100".
+                tag = name.replace("@", "_at_")
+                self._writer.add_scalar(tag, float(np.asarray(value)), global_step=int(step))
 
     def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
         for name, text in texts.items():

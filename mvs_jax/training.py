@@ -27,9 +27,9 @@ class TrainState:
     opt_state: Any
 
 
-def make_mesh() -> Mesh:
-    """A one-axis mesh over every device of every process, for data parallelism."""
-    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh for data parallelism, by default over every device of every process."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:

@@ -7,6 +7,8 @@ The code length is the config argument, e.g. `configs/default.py:32` for 32 bits
 
 import ml_collections
 
+from mvs_jax import losses
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Return the config; `arg` is the number of hash bits."""
@@ -43,8 +45,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.dtype = "float32"
     config.model.num_bits = int(arg) if arg else 64
 
-    config.loss = ml_collections.ConfigDict()
-    config.loss.name = "cross_entropy"
+    # The method (mvs_jax/methods.py) sets model.backbone and loss.name when training starts.
+    config.method = "paper"
+    config.loss = losses.default_config("cross_entropy")  # Each loss's hyper-parameters.
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "sgd"
@@ -54,6 +57,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.weight_decay = 5e-4
     config.optimizer.decay_steps = 3000  # Multiply the rate by decay_factor every decay_steps.
     config.optimizer.decay_factor = 0.1
+    # Learning-rate multiplier of the layers not in the backbone (hash, classifier); DLBH and
+    # SSDH used 10 when fine-tuning from ImageNet.
+    config.optimizer.new_layer_lr_multiplier = 1.0
+    config.optimizer.freeze_backbone = False
+
+    # Pretrained backbone weights: path "" trains from scratch. format is "auto",
+    # "tf_frozen_graph", "tf_checkpoint" or "tflite". A checkpoint in the workdir wins over this.
+    config.init_from = ml_collections.ConfigDict()
+    config.init_from.path = ""
+    config.init_from.format = "auto"
 
     config.batch_size = 128
     config.num_steps = 7000

@@ -12,10 +12,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mvs_jax import evaluation, losses, metric_writers, training
+from mvs_jax import evaluation, losses, methods, metric_writers, training
 from mvs_jax.data import loading
 from mvs_jax.input_pipeline import TrainBatches
 from mvs_jax.models import build_model
+from mvs_jax.pretrained import load_backbone
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -66,8 +67,7 @@ def _load_data(config: ml_collections.ConfigDict) -> dict[str, loading.Split]:
 
 def _checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=config.keep_checkpoints, save_interval_steps=config.checkpoint_every,
-        create=True, enable_async_checkpointing=True)
+        max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=True)
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                  options=options)
 
@@ -81,10 +81,14 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Train on `config.data.train_split`, then rank the database split for every query.
 
+    `config.method` sets the backbone, the loss and the method's config changes
+    (`methods.apply_method`); `workdir/config.json` records the config after those changes.
+
     Resumes from the latest checkpoint in `workdir`. Returns the final retrieval metrics, which
     are also written to `workdir/results.json`.
     """
     _maybe_initialize_distributed(config)
+    config = methods.apply_method(config)
     validate_config(config)
     os.makedirs(workdir, exist_ok=True)
     _write_config(config, workdir)
@@ -99,6 +103,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     state = jax.jit(lambda: training.create_train_state(model, optimizer, config),
                     out_shardings=replicated)()
+    if config.init_from.path:
+        # Loaded before the checkpoint restore below, so a checkpoint in workdir wins.
+        params, batch_stats = load_backbone(
+            config.init_from.path, config.init_from.format, state.params, state.batch_stats,
+            activation=config.model.activation)
+        state = state.replace(params=params, batch_stats=batch_stats)
+        logging.info("Initialised the backbone from %s; the hash and classifier layers keep "
+                     "their random initialisation.", config.init_from.path)
     state_sharding = jax.tree_util.tree_map(lambda _: replicated, state)
     manager = _checkpoint_manager(workdir, config)
     latest = manager.latest_step()
@@ -191,7 +203,10 @@ def _train_loop(train_step, state, global_batch, rng, start_step: int,
             writer.write_scalars(step + 1, summary)
             window_start, window_steps = now, 0
 
-        manager.save(step + 1, args=ocp.args.StandardSave(state), force=is_last)
+        if (step + 1) % config.checkpoint_every == 0 or is_last:
+            # Orbax copies the arrays to host memory before `save` returns, so donating the
+            # state to the next step is safe while the files are written in the background.
+            manager.save(step + 1, args=ocp.args.StandardSave(state), force=True)
 
     writer.flush()
     manager.wait_until_finished()

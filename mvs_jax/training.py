@@ -43,10 +43,41 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """SGD with momentum and the step schedule, with optional L2 weight decay on kernels."""
+    """SGD with momentum and the step schedule, with optional L2 weight decay on kernels.
+
+    For a pretrained backbone, `optimizer.new_layer_lr_multiplier` (default 1) scales the
+    learning rate of every top-level module other than `backbone` (the hash layer and the
+    classifier), and `optimizer.freeze_backbone` (default False) stops the backbone's updates.
+    """
     opt = config.optimizer
     if opt.name != "sgd":
         raise ValueError(f"Unknown optimizer.name {opt.name!r}; valid: ['sgd'].")
+    multiplier = opt.get("new_layer_lr_multiplier", 1.0)
+    freeze_backbone = opt.get("freeze_backbone", False)
+    if multiplier <= 0:
+        raise ValueError(
+            f"optimizer.new_layer_lr_multiplier must be positive, got {multiplier}.")
+    if multiplier == 1.0 and not freeze_backbone:
+        return _sgd(config, 1.0)
+
+    # NOTE: a frozen backbone still updates its BatchNorm moving statistics, because the train
+    # step runs the whole model in training mode.
+    backbone = optax.set_to_zero() if freeze_backbone else _sgd(config, 1.0)
+    return optax.multi_transform(
+        {"backbone": backbone, "new_layers": _sgd(config, multiplier)},
+        lambda params: {name: "backbone" if name == "backbone" else "new_layers"
+                        for name in params})
+
+
+def _sgd(config: ml_collections.ConfigDict,
+         learning_rate_multiplier: float) -> optax.GradientTransformation:
+    """Build weight decay and SGD with the schedule scaled by `learning_rate_multiplier`."""
+    opt = config.optimizer
+    base_schedule = learning_rate_schedule(config)
+
+    def schedule(step):
+        return base_schedule(step) * learning_rate_multiplier
+
     parts = []
     if opt.weight_decay > 0:
         # Decay only convolution and dense kernels, not BatchNorm scales or biases.
@@ -54,8 +85,8 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
             opt.weight_decay,
             mask=lambda params: jax.tree_util.tree_map_with_path(
                 lambda path, _: path[-1].key == "kernel", params)))
-    parts.append(optax.sgd(learning_rate_schedule(config), momentum=opt.momentum,
-                           nesterov=opt.nesterov))
+    parts.append(optax.sgd(base_schedule if learning_rate_multiplier == 1.0 else schedule,
+                           momentum=opt.momentum, nesterov=opt.nesterov))
     return optax.chain(*parts)
 
 
@@ -65,8 +96,10 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
     size = config.model.input_size
     variables = model.init(jax.random.key(config.seed), jnp.zeros((1, size, size, 3)), train=False)
     params = variables["params"]
+    # Backbones without BatchNorm (AlexNet) have no batch_stats collection.
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables["batch_stats"], opt_state=optimizer.init(params))
+                      batch_stats=variables.get("batch_stats", {}),
+                      opt_state=optimizer.init(params))
 
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
@@ -96,8 +129,8 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
             outputs, updates = model.apply(
                 {"params": params, "batch_stats": state.batch_stats}, inputs, train=True,
                 mutable=["batch_stats"], rngs={"dropout": dropout_rng})
-            loss, metrics = loss_fn(outputs, labels, config.loss)
-            return loss, (metrics, outputs, updates["batch_stats"])
+            loss, metrics = loss_fn(dict(outputs, step=state.step), labels, config.loss)
+            return loss, (metrics, outputs, updates.get("batch_stats", {}))
 
         grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
         (loss, (metrics, outputs, batch_stats)), grads = grad_fn(state.params)
@@ -107,7 +140,7 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
         accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == labels)
         metrics = dict(metrics, loss=loss, accuracy=accuracy,
                        learning_rate=schedule(state.step),
-                       grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params),
+                       grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
                        bits_on=jnp.mean(outputs["hash"] >= 0.5))
         new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
                                opt_state=opt_state)

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from mvs_jax.models.alexnet import AlexNet
 from mvs_jax.models.mobilenet import HashingNetwork, MobileNetV1, binary_codes
 
 __all__ = ["BACKBONES", "HashingNetwork", "MobileNetV1", "binary_codes", "build_model"]
@@ -20,12 +21,14 @@ def _mobilenet_v1(config: ml_collections.ConfigDict) -> nn.Module:
 
 BACKBONES: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
     "mobilenet_v1": _mobilenet_v1,
+    "alexnet": lambda config: AlexNet(dtype=jnp.dtype(config.dtype)),
 }
 
 # The normalisation each backbone's pretrained weights expect, as (offset, scale) applied to
 # pixels in [0, 255]: x * scale + offset. TF-slim MobileNet v1 takes RGB scaled to [-1, 1].
 INPUT_NORMALIZATION: dict[str, tuple[float, float]] = {
     "mobilenet_v1": (-1.0, 2.0 / 255.0),
+    "alexnet": (-1.0, 2.0 / 255.0),  # No pretrained weights: trained from scratch on [-1, 1].
 }
 
 

@@ -1,0 +1,51 @@
+"""Label checks and within-batch pairs shared by the hashing losses.
+
+Pairwise losses build their pairs inside the batch: every ordered pair (i, j) with i != j, and
+s_ij = 1 when images i and j share a class label, else 0. The labels of this project's datasets
+are single integer classes, so `s_ij` is exact; multi-hot labels are rejected with an error.
+
+Edge cases, which the losses handle without NaN:
+- a batch whose images all share one class has only similar pairs, so the dissimilar terms are
+  empty and contribute 0 (the loss still pulls the codes together but cannot separate classes);
+- a batch of one image has no pairs, so every pairwise term is 0.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def check_class_labels(labels: jax.Array, loss_name: str) -> None:
+    """Raise a ValueError unless `labels` is a vector [N] of integer class labels.
+
+    Multi-label data (multi-hot [N, C] labels) would need a different similarity (s_ij = 1 when
+    two images share any label), which no dataset of this project provides.
+    """
+    if labels.ndim != 1:
+        raise ValueError(
+            f"The {loss_name!r} loss expects integer class labels of shape [N], got shape "
+            f"{tuple(labels.shape)}. Multi-label (multi-hot) labels are not supported: the "
+            "dataset pipeline provides one class per image.")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(
+            f"The {loss_name!r} loss expects integer class labels, got dtype {labels.dtype}.")
+
+
+def pairwise_similarity(labels: jax.Array) -> jax.Array:
+    """Return S [N, N] float32 with S_ij = 1 when labels i and j are equal, else 0."""
+    return (labels[:, None] == labels[None, :]).astype(jnp.float32)
+
+
+def off_diagonal(num_examples: int) -> jax.Array:
+    """Return a float32 [N, N] mask of the pairs (i, j) with i != j."""
+    return 1.0 - jnp.eye(num_examples, dtype=jnp.float32)
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of `values` where `mask` is 1; 0 when the mask is empty."""
+    count = jnp.sum(mask)
+    return jnp.sum(values * mask) / jnp.maximum(count, 1.0)
+
+
+def signs(values: jax.Array) -> jax.Array:
+    """Map values to {-1, +1}, with 0 going to +1 like the code threshold (sigmoid >= 0.5)."""
+    return jnp.where(values >= 0, 1.0, -1.0).astype(values.dtype)

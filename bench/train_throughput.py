@@ -1,7 +1,7 @@
 """Training throughput (images/s) of the MobileNet hashing network at batch 32.
 
   python bench/train_throughput.py [--widths 0.25,0.5,1.0] [--sizes 32,96,128,224]
-      [--depthwise shift] [--steps N]
+      [--depthwise shift|conv] [--min-seconds S]
 
 Times the jitted train step (forward, backward, SGD update, on-device preprocessing) on random
 uint8 images, after one warm-up call that includes compilation. Prints a table of images/s and

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mvs_jax.models import HashingNetwork, MobileNetV1, binary_codes
-from mvs_jax.models.mobilenet import DepthwiseConv3x3
+from mvs_jax.models.mobilenet import DepthwiseConv3x3, PointwiseConv
 
 
 def _count(tree) -> int:
@@ -128,3 +128,12 @@ def test_relu6_caps_activations():
     variables = relu6.init(jax.random.key(0), x, train=False)
     variables = flax.core.unfreeze(variables)
     assert float(relu6.apply(variables, x, train=False).max()) <= 6.0
+
+
+def test_pointwise_matches_1x1_convolution():
+    x = jax.random.normal(jax.random.key(7), (2, 5, 5, 6))
+    kernel = jax.random.normal(jax.random.key(8), (1, 1, 6, 4))
+    expected = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    output = PointwiseConv(4).apply({"params": {"kernel": kernel}}, x)
+    np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)

@@ -347,6 +347,27 @@ def test_precision_recall_curve_by_hand():
     assert curve["precision"][-1] == pytest.approx(3 / 5, rel=1e-12)
 
 
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_search_and_full_ranking_paths_agree(multi_label):
+    # The default path (chunked top-k search and count kernel) and the full-ranking
+    # path (host sort) compute the shared keys independently. Small chunks force many
+    # database chunks and query blocks; 40 labels need two packed label words.
+    rng = np.random.default_rng(6)
+    distinct = rng.integers(0, 2, (30, 24))
+    database = distinct[rng.integers(0, 30, 3000)]
+    queries = distinct[rng.integers(0, 30, 50)]
+    if multi_label:
+        query_labels = (rng.random((50, 40)) < 0.05).astype(np.uint8)
+        database_labels = (rng.random((3000, 40)) < 0.05).astype(np.uint8)
+    else:
+        query_labels, database_labels = rng.integers(0, 5, 50), rng.integers(0, 5, 3000)
+    options = {"k": 70, "radius": 3, "chunk_size": 256, "query_chunk_size": 16}
+    searched = retrieval.evaluate(queries, query_labels, database, database_labels, **options)
+    ranked = retrieval.evaluate(queries, query_labels, database, database_labels, full_ranking=True, **options)
+    for key, value in searched.items():
+        assert ranked[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
 # ---------------------------------------------------------------- input checks
 
 

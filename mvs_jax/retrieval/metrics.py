@@ -7,20 +7,22 @@ Conventions (docs/retrieval.md explains them with examples):
   min(k, number of relevant items in the database). A query with D = 0 has AP 0 and
   still counts in the mean.
 * Tied items are items at the same Hamming distance. Tie-aware values are the
-  expectation over all orders of tied items, each order equally likely; worst and
+  expectation over all orders of tied items, each order equally likely. Worst and
   best are the minimum and maximum over those orders.
 
-Closed forms use harmonic numbers H[n] = sum_{i=1}^{n} 1 / i. For a tie group of n
+Closed forms use harmonic numbers H[n] = sum_{i=1}^{n} 1 / i. Take a tie group of n
 items with r relevant, placed after P items of which RP are relevant, and ranked in a
-uniformly random order, position P + i holds a relevant item with probability r / n,
-and two distinct positions both do with probability r (r - 1) / (n (n - 1)). Summing
+uniformly random order. Position P + i is relevant with probability r / n, and two
+distinct positions both are with probability r (r - 1) / (n (n - 1)). Summing
 E[rel_i * (relevant items up to i)] / (P + i) over i gives the expected contribution
 
     E = (r / n) (RP + 1) S1 + r (r - 1) / (n (n - 1)) S2,
     S1 = H[P + n] - H[P],  S2 = sum_{i=1}^{n} (i - 1) / (P + i) = n - (P + 1) S1.
 
-This is the tie-aware AP of McSherry and Najork ("Computing Information Retrieval
-Performance Measures Efficiently in the Presence of Tied Scores", ECIR 2008).
+McSherry and Najork ("Computing Information Retrieval Performance Measures
+Efficiently in the Presence of Tied Scores", ECIR 2008, LNCS 4956) compute the same
+average over all orderings for a full ranked list. The tests check E against an
+enumeration of all orders of a small case.
 """
 
 from __future__ import annotations

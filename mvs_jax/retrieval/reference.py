@@ -8,10 +8,10 @@ rational arithmetic (fractions.Fraction):
 * Let x be the number of relevant items that the tie group straddling the cut puts
   inside it. For each feasible x, explicit rankings place each group's relevant items
   first or last. Best and worst AP@k are the maximum and minimum of their AP over x.
-* Tie-aware values sum, over x with its hypergeometric probability, the expectation
-  of each position's term by linearity: position i of a randomly ordered group with r
-  relevant items in s slots is relevant with probability r / s, and positions i and
-  j both are with probability r (r - 1) / (s (s - 1)).
+* Tie-aware values weight each x by its hypergeometric probability. Given x, the
+  expectation of each position's term follows by linearity. Position i of a randomly
+  ordered group with r relevant items in s slots is relevant with probability r / s,
+  and positions i and j both are with probability r (r - 1) / (s (s - 1)).
 
 Use only small inputs: the cost grows with Q * N * k.
 """

@@ -1,5 +1,9 @@
 """Run methods x code lengths, as in Table 3 of the MobileNet hashing paper, and tabulate MAP@k.
 
+"The paper" below is the mobile visual search paper that this project reproduces (MobileNet v1
+with a sigmoid hash layer). Its Table 3 reports MAP@100 on a location dataset that is not
+public, for VHB, SSFS, DLBH, SSDH and MobileNet + hash layer at 16, 32 and 64 bits.
+
   python experiments/table3.py --output runs/table3 [--config configs/default.py]
       [--methods paper,dlbh,ssdh,...] [--bits 16,32,64]
       [--override config.num_steps=500 ...] [--method-override dlbh:config.num_steps=60 ...]
@@ -46,8 +50,8 @@ from mvs_jax.models import build_model  # noqa: E402
 DEFAULT_METHODS = ("paper", "dlbh", "ssdh", "hashnet", "dpsh", "dsh", "csq", "dpn", "orthohash")
 DEFAULT_BITS = (16, 32, 64)
 
-# Table 3 of the paper: MAP@100 in % on its location dataset (not public), at 16/32/64 bits.
-# None marks a value the paper does not report.
+# Table 3 of the MobileNet hashing paper: MAP@100 in % on its location dataset, at 16/32/64 bits.
+# None marks a value that the table does not report.
 PAPER_TABLE3: dict[str, dict[int, float | None]] = {
     "VHB": {16: None, 32: None, 64: 19.36},
     "SSFS": {16: None, 32: None, 64: 20.22},
@@ -57,7 +61,8 @@ PAPER_TABLE3: dict[str, dict[int, float | None]] = {
 }
 PAPER_ROW_OF_METHOD = {"dlbh": "DLBH", "ssdh": "SSDH", "paper": "MobileNet + hash layer"}
 
-# The paper's model sizes in float32: MobileNet 13 MB, AlexNet-based methods over 230 MB.
+# Input sizes of the MobileNet hashing paper (224) and of DLBH's CaffeNet (227), at which the
+# paper gives float32 model sizes of 13 MB (MobileNet) and over 230 MB (AlexNet-based methods).
 PAPER_INPUT_SIZES = {"mobilenet_v1": 224, "alexnet": 227}
 
 CSV_FIELDS = ("method", "bits", "backbone", "k", "map_tie_aware", "map", "map_worst",
@@ -250,10 +255,37 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
+def _paper_cells(values: dict[int, float | None], bits_list: list[int]) -> list[str]:
+    return ["–" if values.get(bits) is None else f"{values[bits]:.2f}" for bits in bits_list]
+
+
+def _method_row(method: str, by_run: dict, bits_list: list[int], failed: list[str]) -> str:
+    """Return the table row of one method: backbone, size, the paper's MAP and ours."""
+    finished = [by_run[(method, bits)] for bits in bits_list if (method, bits) in by_run]
+    if finished:
+        backbone = finished[0]["backbone"]
+        longest = max(finished, key=lambda row: row["bits"])
+        size = f"{longest['size_mb']:.1f}"
+    else:
+        backbone = methods.get_method(method).backbone or "–"
+        size = "–"
+
+    cells = [method, backbone, size]
+    cells += _paper_cells(PAPER_TABLE3.get(PAPER_ROW_OF_METHOD.get(method, ""), {}), bits_list)
+    for bits in bits_list:
+        row = by_run.get((method, bits))
+        if row is not None:
+            cells.append(f"{_percent(row['map_tie_aware'])} ({_percent(row['map'])})")
+        elif run_name(method, bits) in failed:
+            cells.append("failed")
+        else:
+            cells.append("–")
+    return "| " + " | ".join(cells) + " |"
+
+
 def markdown_table(rows: list[dict], method_names: list[str], bits_list: list[int],
                    dataset: str, same_dataset: bool, failed: list[str]) -> str:
     """Return the Markdown page: the paper's Table 3 beside our tie-aware MAP@k."""
-    by_run = {(row["method"], row["bits"]): row for row in rows}
     k = rows[0]["k"] if rows else "100"
     lines = [f"# Table 3: MAP@{k} (%) against code length", ""]
     if same_dataset:
@@ -267,31 +299,20 @@ def markdown_table(rows: list[dict], method_names: list[str], bits_list: list[in
               "database index) in brackets. Size: float32 parameters of the trained model at "
               "the longest code length, in MB (10^6 bytes).", ""]
 
-    header = (["Method", "Backbone", "Size (MB)"] + [f"Paper {b}" for b in bits_list]
-              + [f"Ours {b}" for b in bits_list])
+    header = (["Method", "Backbone", "Size (MB)"] + [f"Paper {bits}" for bits in bits_list]
+              + [f"Ours {bits}" for bits in bits_list])
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
+    by_run = {(row["method"], row["bits"]): row for row in rows}
     for method in method_names:
-        paper = PAPER_TABLE3.get(PAPER_ROW_OF_METHOD.get(method, ""), {})
-        finished = [by_run[(method, b)] for b in bits_list if (method, b) in by_run]
-        backbone = finished[0]["backbone"] if finished else methods.get_method(method).backbone
-        size = f"{finished[-1]['size_mb']:.1f}" if finished else "–"
-        cells = [method, backbone or "–", size]
-        cells += ["–" if paper.get(b) is None else f"{paper[b]:.2f}" for b in bits_list]
-        for bits in bits_list:
-            row = by_run.get((method, bits))
-            if row is not None:
-                cells.append(f"{_percent(row['map_tie_aware'])} ({_percent(row['map'])})")
-            else:
-                cells.append("failed" if run_name(method, bits) in failed else "–")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(_method_row(method, by_run, bits_list, failed))
     for name, values in PAPER_TABLE3.items():
-        if name in PAPER_ROW_OF_METHOD.values():
-            continue
-        cells = [name, "–", "–"] + ["–" if values.get(b) is None else f"{values[b]:.2f}"
-                                    for b in bits_list] + ["–"] * len(bits_list)
-        lines.append("| " + " | ".join(cells) + " |")
+        if name not in PAPER_ROW_OF_METHOD.values():
+            cells = [name, "–", "–"] + _paper_cells(values, bits_list) + ["–"] * len(bits_list)
+            lines.append("| " + " | ".join(cells) + " |")
 
+    lines += ["", "Methods:", ""]
+    lines += [f"- `{method}`: {methods.get_method(method).description}" for method in method_names]
     lines += ["", "Model size at the paper's settings (width 1.0, 224 px for MobileNet, 227 px "
               "for AlexNet, 64 bits, 10 classes), computed from our layers: "
               f"MobileNet {paper_setting_size_mb('mobilenet_v1'):.1f} MB, AlexNet "

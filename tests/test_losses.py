@@ -1,9 +1,11 @@
 """Hashing losses: values computed by hand on tiny batches, label checks, and a toy retrieval
 task on which a few optimisation steps of every registered loss must raise MAP@k."""
 
+import inspect
 import math
 import re
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -246,16 +248,29 @@ def test_float_labels_rejected(name):
         losses.get_loss(name)(outputs, jnp.array([0.0, 1.0]), losses.default_config())
 
 
+PAIRWISE_LOSSES = ("dpsh", "dsh", "hashnet")
+
+
 @pytest.mark.parametrize("name", sorted(losses.LOSSES))
 @pytest.mark.parametrize("labels", [[2, 2, 2, 2], [1]], ids=["one_class", "one_image"])
 def test_degenerate_batch_finite(name, labels):
-    # One class only: pairwise losses have no dissimilar pair; one image: no pair at all.
+    # One class only: pairwise losses have no dissimilar pair. One image: no pair at all, which
+    # the pairwise losses reject (test_pairwise_loss_rejects_one_image).
+    if name in PAIRWISE_LOSSES and len(labels) == 1:
+        return
     rng = np.random.default_rng(0)
     outputs = _outputs(hash_logits=rng.normal(size=(len(labels), 8)),
                        logits=rng.normal(size=(len(labels), 3)), step=0)
     loss, metrics = _value(name, outputs, labels)
     assert math.isfinite(loss)
     assert all(math.isfinite(value) for value in metrics.values())
+
+
+@pytest.mark.parametrize("name", PAIRWISE_LOSSES)
+def test_pairwise_loss_rejects_one_image(name):
+    outputs = _outputs(hash_logits=np.zeros((1, 4)), logits=np.zeros((1, 3)), step=0)
+    with pytest.raises(ValueError, match="at least 2 images per batch; got 1. Set batch_size"):
+        losses.get_loss(name)(outputs, jnp.array([0]), losses.default_config())
 
 
 def test_hashnet_one_class_batch_has_no_dissimilar_term():
@@ -270,7 +285,7 @@ def test_unknown_loss_lists_valid_names():
 
 
 def test_every_loss_module_documents_paper():
-    # The module docstring names the paper with its venue and year and gives the formula.
+    # Each module docstring cites its paper with venue and year and gives the loss formula.
     for name in CHECKED_LOSSES:
         docstring = sys.modules[losses.LOSSES[name].__module__].__doc__
         assert re.search(r"(CVPR|ICCV|IJCAI|NeurIPS|TPAMI) 20\d\d", docstring), name
@@ -348,3 +363,21 @@ def test_training_raises_toy_map(name):
     assert before["map@20_tie_aware"] < 0.7
     assert after["map@20_tie_aware"] > 0.85
     assert after["map@20"] > before["map@20"] + 0.2
+
+
+# --- docs/adding_a_loss.md ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
+
+
+def test_adding_a_loss_example_matches_source():
+    # The guide's worked example is the registered DPN loss, copied whole, and its test.
+    blocks = _python_blocks((REPO / "docs" / "adding_a_loss.md").read_text(encoding="utf-8"))
+    assert (REPO / "mvs_jax" / "losses" / "dpn.py").read_text(encoding="utf-8") in blocks
+    assert inspect.getsource(test_dpn_by_hand) in blocks
+    assert losses.LOSSES["dpn"].__name__ == "dpn_loss"
+    assert losses.HYPERPARAMETERS["dpn"] == {"margin": 1.0}

@@ -1,12 +1,15 @@
 """Hashing losses, registered by name.
 
-A loss is a function `loss(outputs, labels, config) -> (scalar, metrics)`: `outputs` is the dict
-returned by `HashingNetwork` (`logits`, `hash`, `hash_logits`, `features`), plus `step`, the
-train step as an int32 scalar, which the train step adds for losses with a schedule; `labels`
-holds integer class labels [N], `config` is the `loss` section of the experiment config, and
-`metrics` is a dict of scalars to log. Adding a loss is one file in this package, one line in
-`LOSSES` and, if it has hyper-parameters, one line in `HYPERPARAMETERS`; docs/adding_a_loss.md
-walks through an example.
+A loss is a function `loss(outputs, labels, config) -> (scalar, metrics)`:
+- `outputs` is the dict returned by `HashingNetwork` (`logits`, `hash`, `hash_logits`,
+  `features`). The train step adds `step`, the train step as an int32 scalar, for losses with a
+  schedule.
+- `labels` contains integer class labels [N].
+- `config` is the `loss` section of the experiment config.
+- `metrics` is a dict of scalars to log.
+
+Adding a loss is one file in this package, one line in `LOSSES` and, if it has
+hyper-parameters, one line in `HYPERPARAMETERS`. docs/adding_a_loss.md walks through an example.
 """
 
 from typing import Any, Callable, Mapping

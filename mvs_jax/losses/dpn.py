@@ -2,9 +2,9 @@
 Codes", IJCAI 2020.
 
 Each class y has a fixed target code t_y in {-1, +1}^K with half of its bits at -1, at random
-positions (`hash_centers.balanced_centers`). The polarization loss asks every hash output u (here
-the hash logits, so sign(u) is the binary code) to agree in sign with its class's target bit by
-at least a margin m:
+positions (`hash_centers.balanced_centers`). The polarization loss pushes every hash output u
+(here the hash logits, so sign(u) is the binary code) to the sign of its class's target bit,
+by at least a margin m:
 
   L = mean_{n,k} max(m - u_nk * t_{y_n,k}, 0)
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mvs_jax.losses.supervision import (check_class_labels, masked_mean, off_diagonal,
+from mvs_jax.losses.supervision import (check_pairwise_batch, masked_mean, off_diagonal,
                                         pairwise_similarity, signs)
 
 DEFAULTS = {
@@ -28,7 +28,7 @@ DEFAULTS = {
 def dpsh_loss(outputs: Mapping[str, jax.Array], labels: jax.Array,
               config: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, jax.Array]]:
     """DPSH's pairwise likelihood plus its quantization penalty."""
-    check_class_labels(labels, "dpsh")
+    check_pairwise_batch(labels, "dpsh")
     u = outputs["hash_logits"].astype(jnp.float32)
 
     theta = 0.5 * u @ u.T

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mvs_jax.losses.supervision import (check_class_labels, masked_mean, off_diagonal,
+from mvs_jax.losses.supervision import (check_pairwise_batch, masked_mean, off_diagonal,
                                         pairwise_similarity)
 
 DEFAULTS = {
@@ -35,7 +35,7 @@ DEFAULTS = {
 def dsh_loss(outputs: Mapping[str, jax.Array], labels: jax.Array,
              config: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, jax.Array]]:
     """DSH's contrastive loss on relaxed codes plus its |b| = 1 regulariser."""
-    check_class_labels(labels, "dsh")
+    check_pairwise_batch(labels, "dsh")
     b = outputs["hash_logits"].astype(jnp.float32)
     num_examples, num_bits = b.shape
     margin = config.dsh.margin_per_bit * num_bits

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mvs_jax.losses.supervision import (check_class_labels, masked_mean, off_diagonal,
+from mvs_jax.losses.supervision import (check_pairwise_batch, masked_mean, off_diagonal,
                                         pairwise_similarity)
 
 DEFAULTS = {
@@ -46,7 +46,7 @@ def continuation_beta(step: jax.Array, config: ml_collections.ConfigDict) -> jax
 def hashnet_loss(outputs: Mapping[str, jax.Array], labels: jax.Array,
                  config: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, jax.Array]]:
     """HashNet's class-balanced pairwise cross-entropy on tanh(beta * z) codes."""
-    check_class_labels(labels, "hashnet")
+    check_pairwise_batch(labels, "hashnet")
     hash_logits = outputs["hash_logits"].astype(jnp.float32)
     num_examples, num_bits = hash_logits.shape
 

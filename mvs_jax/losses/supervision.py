@@ -4,10 +4,11 @@ Pairwise losses build their pairs inside the batch: every ordered pair (i, j) wi
 s_ij = 1 when images i and j share a class label, else 0. The labels of this project's datasets
 are single integer classes, so `s_ij` is exact; multi-hot labels are rejected with an error.
 
-Edge cases, which the losses handle without NaN:
+Edge cases:
 - a batch whose images all share one class has only similar pairs, so the dissimilar terms are
-  empty and contribute 0 (the loss still pulls the codes together but cannot separate classes);
-- a batch of one image has no pairs, so every pairwise term is 0.
+  empty and contribute 0. The loss stays finite and still pulls the codes together, but it
+  cannot separate classes; batches drawn at random from several classes rarely hit this.
+- a batch of one image has no pairs, so `check_pairwise_batch` rejects batch_size 1.
 """
 
 import jax
@@ -28,6 +29,18 @@ def check_class_labels(labels: jax.Array, loss_name: str) -> None:
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(
             f"The {loss_name!r} loss expects integer class labels, got dtype {labels.dtype}.")
+
+
+def check_pairwise_batch(labels: jax.Array, loss_name: str) -> None:
+    """Raise a ValueError unless the batch has the 2 images that one pair needs.
+
+    Under data parallelism the loss receives the global batch, so this checks `batch_size`.
+    """
+    check_class_labels(labels, loss_name)
+    if labels.shape[0] < 2:
+        raise ValueError(
+            f"The {loss_name!r} loss builds its pairs within the batch, so it needs at least 2 "
+            f"images per batch; got {labels.shape[0]}. Set batch_size to 2 or more.")
 
 
 def pairwise_similarity(labels: jax.Array) -> jax.Array:

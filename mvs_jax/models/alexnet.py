@@ -8,7 +8,7 @@ ReLU and dropout 0.5. CaffeNet pools before normalising, where the original Alex
 first. The hash layer and classifier are added by `HashingNetwork`.
 
 Pooling rounds output sizes up, as Caffe does, so a 227x227 input gives 55, 27, 13 and 6 pixels
-per side after conv1 and the three pools, and fc6 sees 6 * 6 * 256 = 9216 inputs. Inputs smaller
+per side after conv1 and the three pools, and fc6 has 6 * 6 * 256 = 9216 inputs. Inputs smaller
 than `MIN_INPUT_SIZE` are rejected.
 """
 
@@ -76,7 +76,7 @@ class GroupedConv(nn.Module):
     The kernel has the layout [kh, kw, C_in / groups, C_out] of
     `nn.Conv(feature_group_count=groups)`, so parameters are interchangeable. Each group is a
     separate convolution and the outputs are concatenated, because XLA's grouped convolution is
-    about 4 times slower on CPU (conv2 at batch 500, jax 0.10.2, 2 cores).
+    about 4 times slower on CPU (conv2 on 6x6x96 maps at batch 500, jax 0.10.2, 2 cores).
     """
 
     features: int

@@ -7,7 +7,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from mvs_jax.models.alexnet import AlexNet
+from mvs_jax.models.googlenet import GoogLeNet
 from mvs_jax.models.mobilenet import HashingNetwork, MobileNetV1, binary_codes
+from mvs_jax.models.squeezenet import SqueezeNet
+from mvs_jax.models.vgg import VGG16
 
 __all__ = ["BACKBONES", "HashingNetwork", "MobileNetV1", "binary_codes", "build_model"]
 
@@ -22,6 +25,9 @@ def _mobilenet_v1(config: ml_collections.ConfigDict) -> nn.Module:
 BACKBONES: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
     "mobilenet_v1": _mobilenet_v1,
     "alexnet": lambda config: AlexNet(dtype=jnp.dtype(config.dtype)),
+    "vgg_16": lambda config: VGG16(dtype=jnp.dtype(config.dtype)),
+    "squeezenet_v1_0": lambda config: SqueezeNet(dtype=jnp.dtype(config.dtype)),
+    "googlenet": lambda config: GoogLeNet(dtype=jnp.dtype(config.dtype)),
 }
 
 # The normalisation each backbone's pretrained weights expect, as (offset, scale) applied to
@@ -29,6 +35,9 @@ BACKBONES: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
 INPUT_NORMALIZATION: dict[str, tuple[float, float]] = {
     "mobilenet_v1": (-1.0, 2.0 / 255.0),
     "alexnet": (-1.0, 2.0 / 255.0),  # No pretrained weights: trained from scratch on [-1, 1].
+    "vgg_16": (-1.0, 2.0 / 255.0),  # The same for VGG-16, SqueezeNet and GoogLeNet.
+    "squeezenet_v1_0": (-1.0, 2.0 / 255.0),
+    "googlenet": (-1.0, 2.0 / 255.0),
 }
 
 

@@ -27,8 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.optimizer.new_layer_lr_multiplier = 10.0
         config.optimizer.nesterov = False
         config.optimizer.weight_decay = 1e-4
-        config.optimizer.decay_steps = 1200
+        config.optimizer.decay_steps = 2000
         config.batch_size = 64
-        config.num_steps = 2000
+        config.num_steps = 3000
         config.checkpoint_every = 500
     return config

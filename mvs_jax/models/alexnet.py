@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mvs_jax.models.input_size import check_input_size, smallest_input_size
+
 # Caffe's LRN across channels: b_c = a_c / (k + alpha / n * sum_{c' in window} a_c'^2) ** beta.
 LRN_SIZE = 5
 LRN_ALPHA = 1e-4
@@ -59,15 +61,7 @@ def pool_input_sizes(input_size: int) -> tuple[int, int, int]:
     return conv1, pool2_input, pool5_input
 
 
-def _minimum_input_size() -> int:
-    # Every pool needs at least one full 3x3 window.
-    size = 11
-    while min(pool_input_sizes(size)) < POOL_WINDOW:
-        size += 1
-    return size
-
-
-MIN_INPUT_SIZE = _minimum_input_size()  # 55 pixels.
+MIN_INPUT_SIZE = smallest_input_size(pool_input_sizes, POOL_WINDOW, start=11)  # 55 pixels.
 
 
 class GroupedConv(nn.Module):
@@ -119,11 +113,9 @@ class AlexNet(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> jax.Array:
         height, width = images.shape[1:3]
-        if min(height, width) < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"AlexNet needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels so that "
-                f"its three 3x3 stride-2 max-pools each get a full window; got {height}x{width}. "
-                f"Set model.input_size to {MIN_INPUT_SIZE} or more (the DLBH authors use 227).")
+        check_input_size("AlexNet", height, width, MIN_INPUT_SIZE,
+                         "its three 3x3 stride-2 max-pools each get a full window",
+                         "the DLBH authors use 227")
 
         def conv(features: int, kernel: int, name: str, stride: int = 1,
                  padding: int = 0) -> nn.Conv:

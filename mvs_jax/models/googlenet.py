@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mvs_jax.models.input_size import check_input_size, smallest_input_size
+
 from mvs_jax.models.alexnet import (POOL_WINDOW, caffe_max_pool, local_response_normalization,
                                     pooled_size)
 
@@ -50,15 +52,7 @@ def pool_input_sizes(input_size: int) -> tuple[int, int, int, int]:
     return conv1, pool2_input, pool3_input, pool4_input
 
 
-def _minimum_input_size() -> int:
-    # Every pool needs at least one full 3x3 window.
-    size = 1
-    while min(pool_input_sizes(size)) < POOL_WINDOW:
-        size += 1
-    return size
-
-
-MIN_INPUT_SIZE = _minimum_input_size()  # 47 pixels.
+MIN_INPUT_SIZE = smallest_input_size(pool_input_sizes, POOL_WINDOW)  # 47 pixels.
 
 
 def _conv(features: int, kernel: int, name: str, dtype: jnp.dtype, stride: int = 1) -> nn.Conv:
@@ -109,12 +103,9 @@ class GoogLeNet(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> jax.Array:
         height, width = images.shape[1:3]
-        if min(height, width) < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"GoogLeNet needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels so "
-                f"that its four 3x3 stride-2 max-pools each get a full window; got "
-                f"{height}x{width}. Set model.input_size to {MIN_INPUT_SIZE} or more "
-                "(GoogLeNet was trained at 224).")
+        check_input_size("GoogLeNet", height, width, MIN_INPUT_SIZE,
+                         "its four 3x3 stride-2 max-pools each get a full window",
+                         "GoogLeNet was trained at 224")
 
         x = images.astype(self.dtype)
         x = nn.relu(_conv(64, 7, "conv1", self.dtype, stride=2)(x))

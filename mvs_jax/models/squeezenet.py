@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mvs_jax.models.input_size import check_input_size, smallest_input_size
+
 from mvs_jax.models.alexnet import POOL_WINDOW, caffe_max_pool, pooled_size
 
 CONV1_FEATURES = 96
@@ -44,15 +46,8 @@ def pool_input_sizes(input_size: int) -> tuple[int, int, int]:
     return conv1, pool4_input, pool8_input
 
 
-def _minimum_input_size() -> int:
-    # Every pool needs at least one full 3x3 window.
-    size = CONV1_KERNEL
-    while min(pool_input_sizes(size)) < POOL_WINDOW:
-        size += 1
-    return size
-
-
-MIN_INPUT_SIZE = _minimum_input_size()  # 29 pixels.
+MIN_INPUT_SIZE = smallest_input_size(pool_input_sizes, POOL_WINDOW,
+                                     start=CONV1_KERNEL)  # 29 pixels.
 
 
 class Fire(nn.Module):
@@ -90,12 +85,9 @@ class SqueezeNet(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> jax.Array:
         height, width = images.shape[1:3]
-        if min(height, width) < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"SqueezeNet needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels so "
-                f"that its three 3x3 stride-2 max-pools each get a full window; got "
-                f"{height}x{width}. Set model.input_size to {MIN_INPUT_SIZE} or more "
-                "(SqueezeNet was trained at 224).")
+        check_input_size("SqueezeNet", height, width, MIN_INPUT_SIZE,
+                         "its three 3x3 stride-2 max-pools each get a full window",
+                         "SqueezeNet was trained at 224")
 
         x = images.astype(self.dtype)
         conv1 = nn.Conv(CONV1_FEATURES, (CONV1_KERNEL, CONV1_KERNEL),

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mvs_jax.models.input_size import check_input_size
+
 # (output channels, number of 3x3 convolutions) per stage; each stage ends with a max-pool.
 STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 FC_FEATURES = 4096
@@ -35,11 +37,9 @@ class VGG16(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> jax.Array:
         height, width = images.shape[1:3]
-        if min(height, width) < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"VGG-16 needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels so that "
-                f"its five 2x2 stride-2 max-pools leave at least one pixel; got {height}x{width}. "
-                f"Set model.input_size to {MIN_INPUT_SIZE} or more (VGG-16 was trained at 224).")
+        check_input_size("VGG-16", height, width, MIN_INPUT_SIZE,
+                         "its five 2x2 stride-2 max-pools leave at least one pixel",
+                         "VGG-16 was trained at 224")
 
         x = images.astype(self.dtype)
         for stage, (features, num_convs) in enumerate(STAGES, start=1):

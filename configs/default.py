@@ -4,7 +4,7 @@ Run:
   python launch.py --config configs/default.py --workdir runs/cifar10_cpu
 The code length is the config argument, e.g. `configs/default.py:32` for 32 bits (default 64).
 At 64 bits this reached MAP@100 0.657 on the 10,000 test queries against the 50,000 training
-images (2 CPU cores, about 14 minutes alone; see docs/cpu_run.md).
+images on 2 CPU cores (an estimated 14 minutes with no other job; see docs/cpu_run.md).
 """
 
 import ml_collections

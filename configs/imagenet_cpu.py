@@ -4,7 +4,9 @@ The backbone starts from the TF-slim MobileNet v1 1.0/224 ImageNet weights (a fr
 hash and classifier layers start at random and learn 10x faster. The 32x32 images are upscaled to
 64x64 on the device. Run:
   python launch.py --config configs/imagenet_cpu.py:64 --workdir runs/imagenet_cpu_64
-The argument is the number of hash bits (default 64).
+The argument is the number of hash bits (default 64). At 64 bits this reached MAP@100 0.818 on the
+10,000 test queries against the 50,000 training images, against 0.430 for the same config trained
+from scratch (docs/cpu_run.md).
 """
 
 import ml_collections

@@ -44,9 +44,8 @@ def measure(width: float, size: int, depthwise: str, batch_size: int, min_second
     model = build_model(config, num_classes=10)
     optimizer = training.make_optimizer(config)
     mesh = training.make_mesh()
-    replicated = NamedSharding(mesh, PartitionSpec())
-    state = jax.device_put(training.create_train_state(model, optimizer, config), replicated)
-    state_sharding = jax.tree_util.tree_map(lambda _: replicated, state)
+    state, state_sharding = training.replicate_state(
+        training.create_train_state(model, optimizer, config), mesh)
     step = training.make_train_step(model, optimizer, config, mesh, state_sharding)
     data = NamedSharding(mesh, PartitionSpec(training.DATA_AXIS))
     rng = np.random.default_rng(0)

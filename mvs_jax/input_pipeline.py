@@ -1,6 +1,6 @@
 """Batches for training and evaluation, and the on-device preprocessing of uint8 images.
 
-The host only gathers uint8 images by index; random crop, flip, resizing to the network input and
+The host only gathers uint8 images by index. Random crop, flip, resizing to the network input and
 normalisation run inside the jitted step, so the host does no per-pixel work.
 
 Training order is deterministic: the stream of examples is the concatenation of per-epoch

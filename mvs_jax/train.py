@@ -111,7 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = state.replace(params=params, batch_stats=batch_stats)
         logging.info("Initialised the backbone from %s; the hash and classifier layers keep "
                      "their random initialisation.", config.init_from.path)
-    state_sharding = jax.tree_util.tree_map(lambda _: replicated, state)
+    state, state_sharding = training.replicate_state(state, mesh)
     manager = _checkpoint_manager(workdir, config)
     latest = manager.latest_step()
     if latest is not None:

@@ -28,8 +28,15 @@ class TrainState:
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A one-axis mesh for data parallelism, by default over every device of every process."""
+    """Build a one-axis mesh for data parallelism, by default over every device of every process."""
     return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
+
+
+def replicate_state(state: TrainState, mesh: Mesh) -> tuple[TrainState, Any]:
+    """Place `state` on every device of `mesh`; return it with its sharding tree for `jax.jit`."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state_sharding = jax.tree_util.tree_map(lambda _: replicated, state)
+    return jax.device_put(state, state_sharding), state_sharding
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:

@@ -24,9 +24,8 @@ def run_step(devices, config, images, labels):
     model = build_model(config, num_classes=5)
     optimizer = training.make_optimizer(config)
     mesh = training.make_mesh(devices)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    state = jax.device_put(training.create_train_state(model, optimizer, config), replicated)
-    state_sharding = jax.tree_util.tree_map(lambda _: replicated, state)
+    state, state_sharding = training.replicate_state(
+        training.create_train_state(model, optimizer, config), mesh)
     step = training.make_train_step(model, optimizer, config, mesh, state_sharding)
     data = NamedSharding(mesh, PartitionSpec(training.DATA_AXIS))
     rng = jax.random.key(7)

@@ -244,10 +244,10 @@ def test_frozen_graph_metadata():
 # --------------------------------------------------------------------------------------------
 # TFLite quantized classifiers and the embedding extractor.
 
-# Top-1 of each uint8 classifier on (cat, grace_hopper), run in float with dequantized weights.
-# The smaller quantized models disagree with the float 1.0/224 graph (286, 653) on some images:
-# 282 is "tabby cat" and 401 "academic gown". The numpy reference computes the same classes
-# from the file's tensors, so these are properties of the models, not import errors.
+# Top-1 of each uint8 classifier on (cat, grace_hopper). The smaller quantized models disagree
+# with the float 1.0/224 graph (286, 653) on some images: 282 is "tabby cat" and 401 "academic
+# gown". The numpy reference on the file's tensors and Google's LiteRT runtime give the same
+# classes, so these are properties of the models, not import errors.
 TFLITE_CLASSIFIERS = {
     "mobilenet_v1_0.25_128_quant.tflite": (0.25, 128, (286, 401)),
     "mobilenet_v1_0.5_160_quant.tflite": (0.5, 160, (286, 401)),
@@ -304,6 +304,53 @@ def test_tflite_embedding_extractor_matches_reference():
     for ours, theirs in zip(features, quantized_features):
         cosine = ours @ theirs / (np.linalg.norm(ours) * np.linalg.norm(theirs))
         assert cosine > 0.99
+
+
+def litert_outputs(path: Path, size: int) -> np.ndarray:
+    """Run `path` in Google's LiteRT (TFLite) runtime on both images; return dequantized outputs.
+
+    This is the runtime the files were released for, with its integer kernels, and it shares no
+    code with ours. It gets the same bilinear-resized uint8 pixels as `load_images`.
+    """
+    from ai_edge_litert.interpreter import Interpreter  # Imported here: it is slow to load.
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (input_details,) = interpreter.get_input_details()
+    (output_details,) = interpreter.get_output_details()
+    assert input_details["dtype"] == np.uint8
+    outputs = []
+    for name in IMAGES:
+        image = Image.open(SHARED_DATA / "images" / name).convert("RGB")
+        pixels = np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8)
+        interpreter.set_tensor(input_details["index"], pixels[None])
+        interpreter.invoke()
+        quantized = interpreter.get_tensor(output_details["index"]).reshape(-1)
+        scale, zero_point = output_details["quantization"]
+        outputs.append((quantized.astype(np.float32) - zero_point) * scale)
+    return np.stack(outputs)
+
+
+@pytest.mark.parametrize("name", sorted(TFLITE_CLASSIFIERS))
+def test_tflite_classifier_top1_matches_litert_runtime(name):
+    width, size, expected_top1 = TFLITE_CLASSIFIERS[name]
+    features, weights, _ = imported_features(WEIGHTS / name, width, size)
+    kernel, bias = weights.classifier
+    ours = np.argmax(features @ kernel + bias, -1)
+    probabilities = litert_outputs(WEIGHTS / name, size)  # The files end in a softmax.
+    assert probabilities.shape == (2, 1001)
+    runtime_top1 = tuple(int(i) for i in np.argmax(probabilities, -1))
+    assert runtime_top1 == expected_top1
+    assert tuple(int(i) for i in ours) == runtime_top1
+
+
+def test_tflite_embedding_extractor_close_to_litert_runtime():
+    features, _, _ = imported_features(EMBEDDING_EXTRACTOR, 1.0, 224)
+    runtime_features = litert_outputs(EMBEDDING_EXTRACTOR, 224)
+    assert runtime_features.shape == (2, 1024)
+    for image, ours, theirs in zip(IMAGES, features, runtime_features):
+        cosine = ours @ theirs / (np.linalg.norm(ours) * np.linalg.norm(theirs))
+        assert cosine > 0.99, image
 
 
 def test_folded_batch_norm_is_identity():
@@ -581,3 +628,74 @@ def test_frozen_backbone_gets_no_updates():
     step = learning_rate * (1 + 0.9)
     assert np.all(updates["backbone"]["Conv2d_0"]["kernel"] == 0.0)
     np.testing.assert_allclose(updates["hash"]["kernel"], -step, rtol=1e-6)
+
+
+def frozen_step_results(freeze_backbone: bool):
+    """One real train step of a small MobileNet on random images, without augmentation.
+
+    Returns (state before, state after, step metrics, images, labels, model, config).
+    """
+    from configs import default
+    from mvs_jax.models import build_model
+
+    config = default.get_config("16")
+    with config.unlocked():
+        config.model.width = 0.25
+        config.batch_size = 8
+        config.augment.crop_padding = 0
+        config.augment.flip = False
+        config.optimizer.freeze_backbone = freeze_backbone
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 4, (8,), dtype=np.int32)
+    model = build_model(config, num_classes=4)
+    optimizer = training.make_optimizer(config)
+    mesh = training.make_mesh(jax.devices()[:1])
+    before = jax.device_get(training.create_train_state(model, optimizer, config))
+    state, state_sharding = training.replicate_state(before, mesh)
+    step = training.make_train_step(model, optimizer, config, mesh, state_sharding)
+    after, metrics = step(state, images, labels, jax.random.key(0))
+    return before, jax.device_get(after), jax.device_get(metrics), images, labels, model, config
+
+
+def numpy_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+def test_frozen_backbone_keeps_weights_and_batch_norm_statistics():
+    before, after, _, _, _, _, _ = frozen_step_results(True)
+    leaves = jax.tree_util.tree_leaves
+    for old, new in zip(leaves(before.params["backbone"]), leaves(after.params["backbone"])):
+        np.testing.assert_array_equal(new, old)
+    for old, new in zip(leaves(before.batch_stats), leaves(after.batch_stats)):
+        np.testing.assert_array_equal(new, old)
+    assert not np.array_equal(after.params["hash"]["kernel"], before.params["hash"]["kernel"])
+    assert not np.array_equal(after.params["classifier"]["kernel"],
+                              before.params["classifier"]["kernel"])
+
+
+def test_frozen_backbone_runs_in_inference_mode():
+    # The step's loss must be that of the model in inference mode (BatchNorm on its moving
+    # statistics), computed here by a separate apply and a numpy cross-entropy.
+    before, _, metrics, images, labels, model, config = frozen_step_results(True)
+    inputs = (images.astype(np.float32) / 127.5 - 1.0)
+    assert config.model.input_size == 32
+    outputs = model.apply({"params": before.params, "batch_stats": before.batch_stats},
+                          inputs, train=False)
+    training_mode = model.clone(freeze_backbone=False).apply(
+        {"params": before.params, "batch_stats": before.batch_stats}, inputs, train=True,
+        mutable=["batch_stats"])[0]
+    expected = numpy_cross_entropy(np.asarray(outputs["logits"]), labels)
+    np.testing.assert_allclose(float(metrics["cross_entropy"]), expected, rtol=1e-5)
+    # Batch statistics of random images give a different loss, so the check above can fail.
+    assert abs(numpy_cross_entropy(np.asarray(training_mode["logits"]), labels) - expected) > 1e-3
+
+
+def test_trainable_backbone_updates_batch_norm_statistics():
+    before, after, _, _, _, _, _ = frozen_step_results(False)
+    leaves = jax.tree_util.tree_leaves
+    assert any(not np.array_equal(old, new)
+               for old, new in zip(leaves(before.batch_stats), leaves(after.batch_stats)))

@@ -42,7 +42,11 @@ INPUT_NORMALIZATION: dict[str, tuple[float, float]] = {
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int) -> HashingNetwork:
-    """Build the hashing network of `config.model` for `num_classes` classes."""
+    """Build the hashing network of `config.model` for `num_classes` classes.
+
+    `config.optimizer.freeze_backbone` (default False) runs the backbone as a fixed feature
+    extractor; see `HashingNetwork`.
+    """
     model_config = config.model
     if model_config.backbone not in BACKBONES:
         raise ValueError(
@@ -53,4 +57,6 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> HashingN
     if num_classes <= 1:
         raise ValueError(f"The dataset must have at least 2 classes, found {num_classes}.")
     backbone = BACKBONES[model_config.backbone](model_config)
-    return HashingNetwork(backbone, model_config.num_bits, num_classes)
+    freeze_backbone = config.get("optimizer", {}).get("freeze_backbone", False)
+    return HashingNetwork(backbone, model_config.num_bits, num_classes,
+                          freeze_backbone=freeze_backbone)

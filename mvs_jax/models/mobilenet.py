@@ -157,15 +157,23 @@ class HashingNetwork(nn.Module):
 
     Returns a dict with `features` (pooled backbone output), `hash_logits` (pre-sigmoid),
     `hash` (sigmoid activations in (0, 1)) and `logits` (classifier output).
+
+    With `freeze_backbone`, the backbone always runs in inference mode (BatchNorm uses and keeps
+    its moving statistics, dropout is off) and no gradient flows into it, so training changes
+    only the hash layer and the classifier.
     """
 
     backbone: nn.Module
     num_bits: int
     num_classes: int
+    freeze_backbone: bool = False
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        features = self.backbone(images, train=train)
+        if self.freeze_backbone:
+            features = jax.lax.stop_gradient(self.backbone(images, train=False))
+        else:
+            features = self.backbone(images, train=train)
         hash_logits = nn.Dense(self.num_bits, name="hash")(features)
         activations = nn.sigmoid(hash_logits)
         logits = nn.Dense(self.num_classes, name="classifier")(activations)

@@ -46,6 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.batch_norm_momentum = 0.9
     config.model.dtype = "float32"
     config.model.num_bits = int(arg) if arg else 64
+    # The classifier reads "hash" (sigmoid activations) or "sign" (straight-through codes).
+    config.model.classifier_input = "hash"
 
     # The method (mvs_jax/methods.py) sets model.backbone and loss.name when training starts.
     config.method = "paper"

@@ -47,7 +47,8 @@ from configs import default  # noqa: E402
 from mvs_jax import methods  # noqa: E402
 from mvs_jax.models import build_model  # noqa: E402
 
-DEFAULT_METHODS = ("paper", "dlbh", "ssdh", "hashnet", "dpsh", "dsh", "csq", "dpn", "orthohash")
+DEFAULT_METHODS = ("paper", "dlbh", "ssdh", "hashnet", "dpsh", "dsh", "csq", "dpn", "orthohash",
+                   "greedyhash")
 DEFAULT_BITS = (16, 32, 64)
 
 # Table 3 of the MobileNet hashing paper: MAP@100 in % on its location dataset, at 16/32/64 bits.

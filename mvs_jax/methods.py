@@ -53,6 +53,10 @@ METHODS: dict[str, Method] = {
                   "DPN (Fan et al., IJCAI 2020): polarization hinge to class target codes"),
     "orthohash": Method("mobilenet_v1", "orthohash",
                         "OrthoHash (Hoe et al., NeurIPS 2021): cosine to class codes with margin"),
+    "greedyhash": Method("mobilenet_v1", "greedyhash",
+                         "GreedyHash (Su et al., NeurIPS 2018): classifier on straight-through "
+                         "sign codes + cubic penalty",
+                         types.MappingProxyType({"model.classifier_input": "sign"})),
     CUSTOM: Method(None, None, "model.backbone and loss.name as given in the config"),
 }
 

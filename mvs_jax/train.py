@@ -34,6 +34,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.model.input_size <= 0:
         raise ValueError(f"model.input_size must be positive, got {config.model.input_size}.")
     losses.get_loss(config.loss.name)
+    classifier_input = config.model.get("classifier_input", "hash")
+    if config.loss.name == "greedyhash" and classifier_input != "sign":
+        raise ValueError(
+            f"loss.name='greedyhash' trains the classifier on sign codes and needs "
+            f"model.classifier_input='sign', got {classifier_input!r}. Use "
+            "--config.method=greedyhash, which sets both.")
     devices = jax.device_count()
     for field, value in (("batch_size", config.batch_size),
                          ("eval.batch_size", config.eval.batch_size)):

@@ -13,8 +13,9 @@ import numpy as np
 import optax
 import pytest
 
-from mvs_jax import losses, retrieval
+from mvs_jax import losses, methods, retrieval
 from mvs_jax.losses import hash_centers, hashnet
+from mvs_jax.models.mobilenet import straight_through_sign
 
 LN2 = math.log(2.0)
 
@@ -193,6 +194,20 @@ def test_orthohash_quantization_by_hand():
     assert weighted == pytest.approx(cross_entropy + 0.5 * quantization, rel=1e-5)
 
 
+def test_greedyhash_by_hand():
+    # u = [[2, 0.5], [-1, 0]]: | |u| - 1 |^3 = [1, 0.125, 0, 1], mean 2.125 / 4 = 0.53125.
+    # Logits (ln 3, 0) with label 0 -> -log(3/4); (0, 0) with label 1 -> ln 2.
+    outputs = _outputs(hash_logits=[[2.0, 0.5], [-1.0, 0.0]],
+                       logits=[[math.log(3.0), 0.0], [0.0, 0.0]])
+    loss, metrics = _value("greedyhash", outputs, [0, 1])
+    cross_entropy = (math.log(4 / 3) + LN2) / 2
+    assert metrics["cross_entropy"] == pytest.approx(cross_entropy, rel=1e-6)
+    assert metrics["greedyhash_penalty"] == pytest.approx(0.53125, rel=1e-6)
+    assert loss == pytest.approx(cross_entropy + 0.1 * 0.53125, rel=1e-6)
+    weighted, _ = _value("greedyhash", outputs, [0, 1], _config(greedyhash__penalty_weight=1.0))
+    assert weighted == pytest.approx(cross_entropy + 0.53125, rel=1e-6)
+
+
 # --- Hash centers ---------------------------------------------------------------------------
 
 
@@ -311,11 +326,22 @@ def _gaussian_clusters():
     return draw(100), draw(10)
 
 
-def _linear_hashing_network(params, features):
+def _classifier_input(loss_name):
+    """The `model.classifier_input` of the registered method that trains with `loss_name`."""
+    (classifier_input,) = {method.config_changes.get("model.classifier_input", "hash")
+                           for method in methods.METHODS.values() if method.loss == loss_name}
+    return classifier_input
+
+
+def _linear_hashing_network(params, features, classifier_input="hash"):
     """The head of `HashingNetwork` on fixed features: linear hash layer, sigmoid, classifier."""
     hash_logits = features @ params["hash"] + params["hash_bias"]
     activations = jax.nn.sigmoid(hash_logits)
-    logits = activations @ params["classifier"] + params["classifier_bias"]
+    if classifier_input == "sign":
+        classifier_input = straight_through_sign(hash_logits)
+    else:
+        classifier_input = activations
+    logits = classifier_input @ params["classifier"] + params["classifier_bias"]
     return {"features": features, "hash_logits": hash_logits, "hash": activations,
             "logits": logits}
 
@@ -346,7 +372,8 @@ def test_training_raises_toy_map(name):
     @jax.jit
     def step(params, opt_state, index):
         def objective(params):
-            outputs = dict(_linear_hashing_network(params, features), step=index)
+            outputs = dict(_linear_hashing_network(params, features, _classifier_input(name)),
+                           step=index)
             return loss_fn(outputs, labels, config)[0]
 
         grads = jax.grad(objective)(params)

@@ -82,6 +82,23 @@ def test_apply_method_dlbh_changes():
     assert resolved.is_locked
 
 
+def test_apply_method_greedyhash_builds_sign_classifier():
+    config = default.get_config("16")
+    config.method = "greedyhash"
+    resolved = methods.apply_method(config)
+    assert resolved.loss.name == "greedyhash"
+    assert resolved.model.classifier_input == "sign"
+    train.validate_config(resolved)
+    assert build_model(resolved, num_classes=10).classifier_input == "sign"
+
+
+def test_build_model_rejects_unknown_classifier_input():
+    config = default.get_config()
+    config.model.classifier_input = "tanh"
+    with pytest.raises(ValueError, match=r"model.classifier_input 'tanh'; valid: \['hash'"):
+        build_model(config, num_classes=10)
+
+
 def test_apply_method_rejects_conflicting_loss():
     config = default.get_config()
     config.loss.name = "dpsh"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mvs_jax.models import HashingNetwork, MobileNetV1, binary_codes
-from mvs_jax.models.mobilenet import DepthwiseConv3x3, PointwiseConv
+from mvs_jax.models.mobilenet import DepthwiseConv3x3, PointwiseConv, straight_through_sign
 
 
 def _count(tree) -> int:
@@ -108,6 +108,37 @@ def test_outputs_and_codes():
     codes = binary_codes(outputs["hash"])
     assert codes.dtype == jnp.uint8
     np.testing.assert_array_equal(codes, np.asarray(outputs["hash"]) >= 0.5)
+
+
+def test_sign_classifier_reads_codes():
+    # With classifier_input="sign", the classifier is the same Dense layer applied to sign(z):
+    # recompute it in numpy from the parameters and the hash logits.
+    model = HashingNetwork(MobileNetV1(width=0.25), num_bits=12, num_classes=7,
+                           classifier_input="sign")
+    x = jax.random.uniform(jax.random.key(5), (3, 32, 32, 3))
+    variables = model.init(jax.random.key(6), x)
+    outputs = model.apply(variables, x)
+    z = np.asarray(outputs["hash_logits"])
+    classifier = variables["params"]["classifier"]
+    expected = (np.where(z >= 0, 1.0, -1.0) @ np.asarray(classifier["kernel"])
+                + np.asarray(classifier["bias"]))
+    np.testing.assert_allclose(outputs["logits"], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outputs["hash"], jax.nn.sigmoid(outputs["hash_logits"]), rtol=1e-6)
+
+
+def test_straight_through_sign_values_and_gradient():
+    values = jnp.array([-2.0, -0.1, 0.0, 0.3, 5.0])
+    np.testing.assert_array_equal(straight_through_sign(values), [-1, -1, 1, 1, 1])
+    weights = jnp.array([1.0, -2.0, 3.0, 0.5, 4.0])
+    gradient = jax.grad(lambda v: jnp.sum(weights * straight_through_sign(v)))(values)
+    np.testing.assert_array_equal(gradient, weights)
+
+
+def test_unknown_classifier_input_rejected():
+    model = HashingNetwork(MobileNetV1(width=0.25), num_bits=4, num_classes=3,
+                           classifier_input="tanh")
+    with pytest.raises(ValueError, match=r"Unknown classifier_input 'tanh'; valid: \['hash'"):
+        model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
 def test_binary_codes_threshold_at_half():

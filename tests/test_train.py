@@ -115,6 +115,7 @@ def test_relaunch_of_finished_run_only_evaluates(straight_run):
     ("eval.k", 0, "eval.k must be a positive"),
     ("eval.k", -1, "got -1"),
     ("loss.name", "hinge", "Unknown loss 'hinge'; valid losses"),
+    ("loss.name", "greedyhash", "needs model.classifier_input='sign', got 'hash'"),
 ])
 def test_invalid_config_rejected(field, value, message):
     config = default.get_config()

@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping
 import jax
 import ml_collections
 
-from mvs_jax.losses import cross_entropy, csq, dpn, dpsh, dsh, hashnet, orthohash, ssdh
+from mvs_jax.losses import (cross_entropy, csq, dpn, dpsh, dsh, greedyhash, hashnet, orthohash,
+                            ssdh)
 
 LossFn = Callable[
     [Mapping[str, jax.Array], jax.Array, ml_collections.ConfigDict],
@@ -33,6 +34,7 @@ LOSSES: dict[str, LossFn] = {
     "csq": csq.csq_loss,
     "dpn": dpn.dpn_loss,
     "orthohash": orthohash.orthohash_loss,
+    "greedyhash": greedyhash.greedyhash_loss,
 }
 
 # Default hyper-parameters of each loss, which become the config section `loss.<name>`, e.g.
@@ -45,6 +47,7 @@ HYPERPARAMETERS: dict[str, Mapping[str, Any]] = {
     "csq": csq.DEFAULTS,
     "dpn": dpn.DEFAULTS,
     "orthohash": orthohash.DEFAULTS,
+    "greedyhash": greedyhash.DEFAULTS,
 }
 
 

@@ -152,6 +152,18 @@ class MobileNetV1(nn.Module):
         return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
+# Classifier inputs: "hash" is the sigmoid activations (method `paper`, DLBH, SSDH). "sign" is
+# the codes sign(z) in {-1, +1} of the hash logits z with a straight-through gradient
+# (GreedyHash), so the classifier is trained on the binary codes themselves.
+CLASSIFIER_INPUTS = ("hash", "sign")
+
+
+def straight_through_sign(values: jax.Array) -> jax.Array:
+    """Return sign(values) in {-1, +1}, with 0 mapped to +1, and pass gradients through unchanged."""
+    signs = jnp.where(values >= 0, 1.0, -1.0).astype(values.dtype)
+    return values + jax.lax.stop_gradient(signs - values)
+
+
 class HashingNetwork(nn.Module):
     """A backbone, a hash layer of K sigmoid units, and a classifier on the hash activations.
 
@@ -160,23 +172,31 @@ class HashingNetwork(nn.Module):
 
     With `freeze_backbone`, the backbone always runs in inference mode (BatchNorm uses and keeps
     its moving statistics, dropout is off) and no gradient flows into it, so training changes
-    only the hash layer and the classifier.
+    only the hash layer and the classifier. `classifier_input` is one of `CLASSIFIER_INPUTS`.
     """
 
     backbone: nn.Module
     num_bits: int
     num_classes: int
     freeze_backbone: bool = False
+    classifier_input: str = "hash"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        if self.classifier_input not in CLASSIFIER_INPUTS:
+            raise ValueError(f"Unknown classifier_input {self.classifier_input!r}; valid: "
+                             f"{list(CLASSIFIER_INPUTS)}.")
         if self.freeze_backbone:
             features = jax.lax.stop_gradient(self.backbone(images, train=False))
         else:
             features = self.backbone(images, train=train)
         hash_logits = nn.Dense(self.num_bits, name="hash")(features)
         activations = nn.sigmoid(hash_logits)
-        logits = nn.Dense(self.num_classes, name="classifier")(activations)
+        if self.classifier_input == "sign":
+            classifier_input = straight_through_sign(hash_logits)
+        else:
+            classifier_input = activations
+        logits = nn.Dense(self.num_classes, name="classifier")(classifier_input)
         return {"features": features, "hash_logits": hash_logits, "hash": activations,
                 "logits": logits}
 

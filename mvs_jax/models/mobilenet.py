@@ -159,7 +159,7 @@ CLASSIFIER_INPUTS = ("hash", "sign")
 
 
 def straight_through_sign(values: jax.Array) -> jax.Array:
-    """Return sign(values) in {-1, +1}, with 0 mapped to +1, and pass gradients through unchanged."""
+    """Return sign(values) in {-1, +1} (0 maps to +1) with an identity gradient."""
     signs = jnp.where(values >= 0, 1.0, -1.0).astype(values.dtype)
     return values + jax.lax.stop_gradient(signs - values)
 

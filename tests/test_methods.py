@@ -82,7 +82,7 @@ def test_apply_method_dlbh_changes():
     assert resolved.is_locked
 
 
-def test_apply_method_greedyhash_builds_sign_classifier():
+def test_greedyhash_sets_sign_classifier():
     config = default.get_config("16")
     config.method = "greedyhash"
     resolved = methods.apply_method(config)
@@ -92,7 +92,7 @@ def test_apply_method_greedyhash_builds_sign_classifier():
     assert build_model(resolved, num_classes=10).classifier_input == "sign"
 
 
-def test_build_model_rejects_unknown_classifier_input():
+def test_unknown_classifier_input_config():
     config = default.get_config()
     config.model.classifier_input = "tanh"
     with pytest.raises(ValueError, match=r"model.classifier_input 'tanh'; valid: \['hash'"):

@@ -126,7 +126,7 @@ def test_sign_classifier_reads_codes():
     np.testing.assert_allclose(outputs["hash"], jax.nn.sigmoid(outputs["hash_logits"]), rtol=1e-6)
 
 
-def test_straight_through_sign_values_and_gradient():
+def test_straight_through_sign_gradient():
     values = jnp.array([-2.0, -0.1, 0.0, 0.3, 5.0])
     np.testing.assert_array_equal(straight_through_sign(values), [-1, -1, 1, 1, 1])
     weights = jnp.array([1.0, -2.0, 3.0, 0.5, 4.0])

@@ -332,7 +332,7 @@ def litert_outputs(path: Path, size: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", sorted(TFLITE_CLASSIFIERS))
-def test_tflite_classifier_top1_matches_litert_runtime(name):
+def test_tflite_top1_matches_litert(name):
     width, size, expected_top1 = TFLITE_CLASSIFIERS[name]
     features, weights, _ = imported_features(WEIGHTS / name, width, size)
     kernel, bias = weights.classifier
@@ -344,7 +344,7 @@ def test_tflite_classifier_top1_matches_litert_runtime(name):
     assert tuple(int(i) for i in ours) == runtime_top1
 
 
-def test_tflite_embedding_extractor_close_to_litert_runtime():
+def test_embedding_extractor_matches_litert():
     features, _, _ = imported_features(EMBEDDING_EXTRACTOR, 1.0, 224)
     runtime_features = litert_outputs(EMBEDDING_EXTRACTOR, 224)
     assert runtime_features.shape == (2, 1024)
@@ -665,7 +665,7 @@ def numpy_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-log_probs[np.arange(len(labels)), labels].mean())
 
 
-def test_frozen_backbone_keeps_weights_and_batch_norm_statistics():
+def test_frozen_backbone_keeps_statistics():
     before, after, _, _, _, _, _ = frozen_step_results(True)
     leaves = jax.tree_util.tree_leaves
     for old, new in zip(leaves(before.params["backbone"]), leaves(after.params["backbone"])):
@@ -677,7 +677,7 @@ def test_frozen_backbone_keeps_weights_and_batch_norm_statistics():
                               before.params["classifier"]["kernel"])
 
 
-def test_frozen_backbone_runs_in_inference_mode():
+def test_frozen_backbone_inference_mode():
     # The step's loss must be that of the model in inference mode (BatchNorm on its moving
     # statistics), computed here by a separate apply and a numpy cross-entropy.
     before, _, metrics, images, labels, model, config = frozen_step_results(True)
@@ -694,7 +694,7 @@ def test_frozen_backbone_runs_in_inference_mode():
     assert abs(numpy_cross_entropy(np.asarray(training_mode["logits"]), labels) - expected) > 1e-3
 
 
-def test_trainable_backbone_updates_batch_norm_statistics():
+def test_trainable_backbone_updates_statistics():
     before, after, _, _, _, _, _ = frozen_step_results(False)
     leaves = jax.tree_util.tree_leaves
     assert any(not np.array_equal(old, new)

@@ -10,7 +10,7 @@ model option `model.classifier_input = "sign"`, which the method `greedyhash` se
   L = CE(W b + c, y) + alpha * mean_{n,k} | |u_nk| - 1 |^3
 
 alpha = 0.1, the CIFAR-10 value of the DeepHash-pytorch re-implementation
-(swuxyj/DeepHash-pytorch, GreedyHash.py).
+(swuxyj/DeepHash-pytorch, GreedyHash.py). That classifier has no bias c; ours keeps it.
 """
 
 from typing import Mapping

@@ -1,5 +1,5 @@
-"""GreedyHash: Su, Zhang, Li and Tian, "Greedy Hash: Towards Fast Optimization for Accurate Hash
-Coding in CNN", NeurIPS 2018.
+"""GreedyHash: Su et al., "Greedy Hash: Towards Fast Optimization for Accurate Hash Coding in
+CNN", NeurIPS 2018.
 
 The hash layer's output u (here the hash logits z, so sign(u) is the binary code) goes through
 b = sign(u) in the forward pass, and the backward pass copies the gradient of b to u unchanged.
@@ -29,7 +29,7 @@ DEFAULTS = {
 
 def greedyhash_loss(outputs: Mapping[str, jax.Array], labels: jax.Array,
                     config: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Cross-entropy of a classifier on sign codes, plus the cubic |u| = 1 penalty."""
+    """Return the cross-entropy of the classifier on sign codes plus the cubic |u| = 1 penalty."""
     check_class_labels(labels, "greedyhash")
     u = outputs["hash_logits"].astype(jnp.float32)
     logits = outputs["logits"].astype(jnp.float32)

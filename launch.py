@@ -42,7 +42,6 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     logging.info("JAX %s on %d %s devices (%d processes).", jax.__version__, jax.device_count(),
                  jax.default_backend(), jax.process_count())
-    logging.info("Config:\n%s", config)
     train.train_and_evaluate(config, _WORKDIR.value)
 
 

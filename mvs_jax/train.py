@@ -39,7 +39,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"loss.name='greedyhash' trains the classifier on sign codes and needs "
             f"model.classifier_input='sign', got {classifier_input!r}. Use "
-            "--config.method=greedyhash, which sets both.")
+            "--config.method=greedyhash, which sets both, or add "
+            "--config.model.classifier_input=sign with --config.method=custom.")
     devices = jax.device_count()
     for field, value in (("batch_size", config.batch_size),
                          ("eval.batch_size", config.eval.batch_size)):
@@ -95,6 +96,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     _maybe_initialize_distributed(config)
     config = methods.apply_method(config)
+    logging.info("Config, with the changes of method %r:\n%s", config.method, config)
     validate_config(config)
     os.makedirs(workdir, exist_ok=True)
     _write_config(config, workdir)

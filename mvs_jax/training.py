@@ -67,8 +67,8 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     if multiplier == 1.0 and not freeze_backbone:
         return _sgd(config, 1.0)
 
-    # The model built by `build_model` stops gradients at a frozen backbone and keeps its
-    # BatchNorm statistics; the zero updates here also hold when a model is built otherwise.
+    # The model from `build_model` already stops gradients at a frozen backbone. These zero
+    # updates also freeze the backbone of a model built another way.
     backbone = optax.set_to_zero() if freeze_backbone else _sgd(config, 1.0)
     return optax.multi_transform(
         {"backbone": backbone, "new_layers": _sgd(config, multiplier)},

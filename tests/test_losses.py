@@ -327,7 +327,7 @@ def _gaussian_clusters():
 
 
 def _classifier_input(loss_name):
-    """The `model.classifier_input` of the registered method that trains with `loss_name`."""
+    """Return the `model.classifier_input` of the registered method that trains with `loss_name`."""
     (classifier_input,) = {method.config_changes.get("model.classifier_input", "hash")
                            for method in methods.METHODS.values() if method.loss == loss_name}
     return classifier_input

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs import default
 from mvs_jax import pretrained, training
-from mvs_jax.models import HashingNetwork, MobileNetV1
+from mvs_jax.models import HashingNetwork, MobileNetV1, build_model
 from mvs_jax.pretrained import protobuf, tf_graph, tflite
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -42,14 +43,24 @@ pytestmark = pytest.mark.skipif(
 
 
 @functools.lru_cache(maxsize=None)
-def load_images(size: int) -> np.ndarray:
-    """Both test images, resized bilinearly to size x size, RGB scaled to [-1, 1]."""
+def load_pixels(size: int) -> np.ndarray:
+    """Return both test images, resized bilinearly to size x size, as RGB uint8 [2, H, W, 3]."""
     batch = []
     for name in IMAGES:
         image = Image.open(SHARED_DATA / "images" / name).convert("RGB")
-        image = image.resize((size, size), Image.BILINEAR)
-        batch.append(np.asarray(image, np.float32) / 127.5 - 1.0)
+        batch.append(np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8))
     return np.stack(batch)
+
+
+@functools.lru_cache(maxsize=None)
+def load_images(size: int) -> np.ndarray:
+    """Both test images, resized bilinearly to size x size, RGB scaled to [-1, 1]."""
+    return load_pixels(size).astype(np.float32) / 127.5 - 1.0
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Return the cosine similarity of two vectors."""
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -288,9 +299,7 @@ def test_tflite_classifier_close_to_uint8_inference(name):
     for image in range(len(IMAGES)):
         best = quantized_logits[image].max()
         assert quantized_logits[image, top1[image]] >= best - 1.5 * step, IMAGES[image]
-        ours, theirs = features[image], quantized_features[image]
-        cosine = ours @ theirs / (np.linalg.norm(ours) * np.linalg.norm(theirs))
-        assert cosine > 0.99, IMAGES[image]
+        assert cosine(features[image], quantized_features[image]) > 0.99, IMAGES[image]
 
 
 def test_tflite_embedding_extractor_matches_reference():
@@ -302,15 +311,14 @@ def test_tflite_embedding_extractor_matches_reference():
     assert features.shape == (2, 1024)
     assert relative_error(features, float_features) < 1e-3
     for ours, theirs in zip(features, quantized_features):
-        cosine = ours @ theirs / (np.linalg.norm(ours) * np.linalg.norm(theirs))
-        assert cosine > 0.99
+        assert cosine(ours, theirs) > 0.99
 
 
 def litert_outputs(path: Path, size: int) -> np.ndarray:
     """Run `path` in Google's LiteRT (TFLite) runtime on both images; return dequantized outputs.
 
     This is the runtime the files were released for, with its integer kernels, and it shares no
-    code with ours. It gets the same bilinear-resized uint8 pixels as `load_images`.
+    code with ours. It gets the uint8 pixels from which `load_images` computes its inputs.
     """
     from ai_edge_litert.interpreter import Interpreter  # Imported here: it is slow to load.
 
@@ -320,9 +328,7 @@ def litert_outputs(path: Path, size: int) -> np.ndarray:
     (output_details,) = interpreter.get_output_details()
     assert input_details["dtype"] == np.uint8
     outputs = []
-    for name in IMAGES:
-        image = Image.open(SHARED_DATA / "images" / name).convert("RGB")
-        pixels = np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8)
+    for pixels in load_pixels(size):
         interpreter.set_tensor(input_details["index"], pixels[None])
         interpreter.invoke()
         quantized = interpreter.get_tensor(output_details["index"]).reshape(-1)
@@ -349,8 +355,7 @@ def test_embedding_extractor_matches_litert():
     runtime_features = litert_outputs(EMBEDDING_EXTRACTOR, 224)
     assert runtime_features.shape == (2, 1024)
     for image, ours, theirs in zip(IMAGES, features, runtime_features):
-        cosine = ours @ theirs / (np.linalg.norm(ours) * np.linalg.norm(theirs))
-        assert cosine > 0.99, image
+        assert cosine(ours, theirs) > 0.99, image
 
 
 def test_folded_batch_norm_is_identity():
@@ -635,9 +640,6 @@ def frozen_step_results(freeze_backbone: bool):
 
     Returns (state before, state after, step metrics, images, labels, model, config).
     """
-    from configs import default
-    from mvs_jax.models import build_model
-
     config = default.get_config("16")
     with config.unlocked():
         config.model.width = 0.25
@@ -681,7 +683,7 @@ def test_frozen_backbone_inference_mode():
     # The step's loss must be that of the model in inference mode (BatchNorm on its moving
     # statistics), computed here by a separate apply and a numpy cross-entropy.
     before, _, metrics, images, labels, model, config = frozen_step_results(True)
-    inputs = (images.astype(np.float32) / 127.5 - 1.0)
+    inputs = images.astype(np.float32) / 127.5 - 1.0
     assert config.model.input_size == 32
     outputs = model.apply({"params": before.params, "batch_stats": before.batch_stats},
                           inputs, train=False)

@@ -14,6 +14,9 @@ Edge cases:
 import jax
 import jax.numpy as jnp
 
+# Re-exported for the losses: the sign with 0 -> +1, defined beside the model's code threshold.
+from mvs_jax.models.mobilenet import signs  # noqa: F401
+
 
 def check_class_labels(labels: jax.Array, loss_name: str) -> None:
     """Raise a ValueError unless `labels` is a vector [N] of integer class labels.
@@ -58,7 +61,3 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     count = jnp.sum(mask)
     return jnp.sum(values * mask) / jnp.maximum(count, 1.0)
 
-
-def signs(values: jax.Array) -> jax.Array:
-    """Map values to {-1, +1}, with 0 going to +1 like the code threshold (sigmoid >= 0.5)."""
-    return jnp.where(values >= 0, 1.0, -1.0).astype(values.dtype)

@@ -9,7 +9,7 @@ import ml_collections
 from mvs_jax.models.alexnet import AlexNet
 from mvs_jax.models.googlenet import GoogLeNet
 from mvs_jax.models.mobilenet import (CLASSIFIER_INPUTS, HashingNetwork, MobileNetV1,
-                                      binary_codes)
+                                      binary_codes, check_classifier_input)
 from mvs_jax.models.squeezenet import SqueezeNet
 from mvs_jax.models.vgg import VGG16
 
@@ -60,9 +60,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> HashingN
         raise ValueError(f"The dataset must have at least 2 classes, found {num_classes}.")
     backbone = BACKBONES[model_config.backbone](model_config)
     classifier_input = model_config.get("classifier_input", "hash")
-    if classifier_input not in CLASSIFIER_INPUTS:
-        raise ValueError(f"Unknown model.classifier_input {classifier_input!r}; valid: "
-                         f"{list(CLASSIFIER_INPUTS)}.")
+    check_classifier_input(classifier_input, "model.classifier_input")
     freeze_backbone = config.get("optimizer", {}).get("freeze_backbone", False)
     return HashingNetwork(backbone, model_config.num_bits, num_classes,
                           freeze_backbone=freeze_backbone, classifier_input=classifier_input)

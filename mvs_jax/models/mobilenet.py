@@ -158,10 +158,20 @@ class MobileNetV1(nn.Module):
 CLASSIFIER_INPUTS = ("hash", "sign")
 
 
+def check_classifier_input(value: str, field: str = "classifier_input") -> None:
+    """Raise a ValueError naming `field` unless `value` is one of `CLASSIFIER_INPUTS`."""
+    if value not in CLASSIFIER_INPUTS:
+        raise ValueError(f"Unknown {field} {value!r}; valid: {list(CLASSIFIER_INPUTS)}.")
+
+
+def signs(values: jax.Array) -> jax.Array:
+    """Map values to {-1, +1}, with 0 going to +1 like the code threshold (sigmoid >= 0.5)."""
+    return jnp.where(values >= 0, 1.0, -1.0).astype(values.dtype)
+
+
 def straight_through_sign(values: jax.Array) -> jax.Array:
     """Return sign(values) in {-1, +1} (0 maps to +1) with an identity gradient."""
-    signs = jnp.where(values >= 0, 1.0, -1.0).astype(values.dtype)
-    return values + jax.lax.stop_gradient(signs - values)
+    return values + jax.lax.stop_gradient(signs(values) - values)
 
 
 class HashingNetwork(nn.Module):
@@ -183,9 +193,7 @@ class HashingNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        if self.classifier_input not in CLASSIFIER_INPUTS:
-            raise ValueError(f"Unknown classifier_input {self.classifier_input!r}; valid: "
-                             f"{list(CLASSIFIER_INPUTS)}.")
+        check_classifier_input(self.classifier_input)
         if self.freeze_backbone:
             features = jax.lax.stop_gradient(self.backbone(images, train=False))
         else:
